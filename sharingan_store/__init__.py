@@ -1,0 +1,32 @@
+"""sharingan_store: the warehouse for transformer attention.
+
+Exact, memory-bounded attention extraction from Hugging Face models into chunked,
+compressed zarr v3 stores, queried lazily with xarray/dask.
+"""
+
+from __future__ import annotations
+
+from sharingan_store.errors import (
+    FormatError,
+    IntegrityError,
+    ReadOnlyError,
+    RunExistsError,
+    RunIncompleteError,
+    RunNotFoundError,
+    SharinganError,
+    UnsupportedModelError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FormatError",
+    "IntegrityError",
+    "ReadOnlyError",
+    "RunExistsError",
+    "RunIncompleteError",
+    "RunNotFoundError",
+    "SharinganError",
+    "UnsupportedModelError",
+    "__version__",
+]
