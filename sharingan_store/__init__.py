@@ -6,6 +6,7 @@ compressed zarr v3 stores, queried lazily with xarray/dask.
 
 from __future__ import annotations
 
+from sharingan_store.api import Store, open_run, open_store
 from sharingan_store.errors import (
     FormatError,
     IntegrityError,
@@ -13,20 +14,27 @@ from sharingan_store.errors import (
     RunExistsError,
     RunIncompleteError,
     RunNotFoundError,
+    SelectionError,
     SharinganError,
     UnsupportedModelError,
 )
+from sharingan_store.run import AttentionRun
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionRun",
     "FormatError",
     "IntegrityError",
     "ReadOnlyError",
     "RunExistsError",
     "RunIncompleteError",
     "RunNotFoundError",
+    "SelectionError",
     "SharinganError",
+    "Store",
     "UnsupportedModelError",
     "__version__",
+    "open_run",
+    "open_store",
 ]

@@ -58,3 +58,13 @@ __all__ = [
     "SharinganError",
     "UnsupportedModelError",
 ]
+
+
+class SelectionError(SharinganError, IndexError, KeyError):
+    """A layer/head/position selection outside the run; the message names the valid range."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+__all__ += ["SelectionError"]

@@ -29,7 +29,7 @@ from sharingan_store.extract.attention import BlockPlan, active_sink
 from sharingan_store.extract.blocks import DEFAULT_MAX_BLOCK_BYTES, plan_blocks
 from sharingan_store.extract.model import ModelInfo, model_info, use_sharingan_attention
 
-__all__ = ["BlockConsumer", "ExtractionSession", "extract_dense", "resolve_device", "resolve_indices", "run_extraction"]
+__all__ = ["BlockConsumer", "check_input_ids", "ExtractionSession", "extract_dense", "resolve_device", "resolve_indices", "run_extraction"]
 
 #: ``on_block(layer_pos, head_pos, q0, q1, probs)``: ``probs`` is float32 ``[h, q1-q0, K]``
 #: for store heads ``head_pos`` (a slice), batch element 0 (or ``[B, h, q, K]`` when batched).
@@ -59,6 +59,17 @@ def resolve_indices(requested: Sequence[int] | int | None, total: int, what: str
     if not out:
         raise ValueError(f"empty {what} selection: pass None for all {total} {what}s")
     return sorted(set(out))
+
+
+def check_input_ids(model: Any, ids: torch.Tensor) -> None:
+    """Token ids must index the model's embedding table: a clear error instead of an IndexError deep inside."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab = getattr(embeddings, "num_embeddings", None)
+    if vocab is not None and ids.numel() and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+        raise ValueError(
+            f"token ids must lie in 0..{vocab - 1} (the model's vocabulary); got ids in "
+            f"{int(ids.min())}..{int(ids.max())}: was the input made with another tokenizer?"
+        )
 
 
 def resolve_device(device: str | torch.device | None, model: Any) -> torch.device:
@@ -211,13 +222,14 @@ def run_extraction(
             f"the input has {seq_len} tokens but {info.model_class} accepts at most {info.max_positions} "
             "(config.max_position_embeddings)"
         )
+    check_input_ids(model, ids)
     dev = resolve_device(device, model)
     original_device = resolve_device(None, model)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=info.num_layers * info.num_heads * seq_len, unit="row", desc="extracting attention",
+        bar = tqdm(total=len(layer_sel) * info.num_heads * seq_len, unit="row", desc="extracting attention",
                    leave=False)
     session = ExtractionSession(
         info=info, layers=layer_sel, heads=head_sel, chunk=chunk, max_block_bytes=max_block_bytes,

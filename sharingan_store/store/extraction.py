@@ -1,0 +1,165 @@
+"""Extraction into a store: tokenise, plan, stream blocks into a :class:`RunWriter`, finish or fail.
+
+Used by :meth:`sharingan_store.store.catalog.Catalog.extract`; see its docstring.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any, Sequence
+
+
+from sharingan_store import schema
+from sharingan_store.errors import FormatError, RunExistsError
+from sharingan_store.extract import (
+    DEFAULT_MAX_BLOCK_BYTES,
+    check_input_ids,
+    model_info,
+    plan_blocks,
+    prepare_input,
+    resolve_device,
+    resolve_indices,
+    run_extraction,
+)
+from sharingan_store.extract.model import weights_fingerprint
+from sharingan_store.store.provenance import check_run_id, new_run_id, run_attrs
+from sharingan_store.write import CodecSpec, RunWriter, choose_layout
+from sharingan_store.write.codecs import validate_storage_dtype
+
+__all__ = ["extract_run"]
+
+
+def _tokenizer_name(tokenizer: Any) -> str | None:
+    if tokenizer is None:
+        return None
+    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+
+def extract_run(
+    catalog: Any,
+    model: Any,
+    text: str | None,
+    *,
+    tokenizer: Any,
+    input_ids: Any,
+    run: str | None,
+    layers: Sequence[int] | None,
+    heads: Sequence[int] | None,
+    dtype: str,
+    device: Any,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+    overwrite: bool,
+    resume: bool,
+    max_block_bytes: int | None,
+    chunk: int,
+    shard: bool | None,
+    pyramid: bool,
+    keepbits: int | None,
+) -> str:
+    """Extract one run into ``catalog`` and return its id (status ``complete``)."""
+    validate_storage_dtype(dtype)
+    if overwrite and resume:
+        raise ValueError("overwrite=True and resume=True contradict each other: choose one")
+    if chunk < 16:
+        raise ValueError(f"chunk must be >= 16 tokens, got {chunk}")
+    budget = DEFAULT_MAX_BLOCK_BYTES if max_block_bytes is None else int(max_block_bytes)
+    info = model_info(model)
+    tok = prepare_input(text, tokenizer=tokenizer, input_ids=input_ids)
+    n = tok.seq_len
+    if info.max_positions is not None and n > info.max_positions:
+        raise ValueError(
+            f"the input has {n} tokens but {info.model_class} accepts at most {info.max_positions} "
+            "(config.max_position_embeddings): shorten the text"
+        )
+    check_input_ids(model, tok.input_ids)
+    layer_sel = resolve_indices(layers, info.num_layers, "layer")
+    head_sel = resolve_indices(heads, info.num_heads, "head")
+    resolve_device(device, model)  # fail fast, before anything is written
+    run_id = check_run_id(run) if run is not None else new_run_id(info.name, tok.text_sha256)
+    metadata = dict(metadata or {})
+    fingerprint = weights_fingerprint(model)
+
+    edge = min(chunk, n)
+    plan = plan_blocks(info.num_heads, n, chunk=edge, max_block_bytes=budget)
+    codec = CodecSpec(keepbits=keepbits)
+    causal = info.kind != "bidirectional"
+    exists = run_id in catalog.run_ids()
+
+    if resume:
+        if not exists:
+            raise ValueError(f"cannot resume run {run_id!r}: it does not exist (omit resume=True to start it)")
+        group = catalog.run_group(run_id)
+        attrs = dict(group.attrs)
+        if attrs.get(schema.STATUS) == schema.STATUS_COMPLETE:
+            return run_id
+        mismatches = [
+            name for name, want in (
+                ("weights_fingerprint", fingerprint), ("config_hash", info.config_hash),
+                ("text_sha256", tok.text_sha256), ("seq_len", n), ("layers", layer_sel), ("heads", head_sel),
+                ("dtype", dtype),
+            ) if attrs.get(name) != want
+        ]
+        if mismatches:
+            raise ValueError(
+                f"cannot resume run {run_id!r}: {', '.join(mismatches)} differ from the interrupted extraction "
+                "(same model, input, layers, heads and dtype are required)"
+            )
+        writer = RunWriter.resume(catalog.root, run_id)
+        if writer.layout.block_rows != plan.q_block:
+            writer.fail(None)
+            raise FormatError(
+                f"run {run_id!r} was written with query blocks of {writer.layout.block_rows} rows; pass the same "
+                "max_block_bytes/chunk as the interrupted extraction to resume it"
+            )
+        skip = lambda lpos, q0: writer.is_written(lpos, slice(None), q0)  # noqa: E731
+    else:
+        if exists and not overwrite:
+            raise RunExistsError(
+                f"run {run_id!r} already exists in {catalog.url}; pass overwrite=True to replace it, "
+                "resume=True to finish an interrupted one, or choose another run id"
+            )
+        layout = choose_layout(n, plan.q_block, chunk=edge, shard=shard)
+        attrs = run_attrs(
+            info=info, weights_fingerprint=fingerprint, tokenizer_name=_tokenizer_name(tokenizer),
+            text_sha256=tok.text_sha256, seq_len=n, layers=layer_sel, heads=head_sel, storage_dtype=dtype,
+            codec=codec.to_dict(), layout=layout.to_dict(), metadata=metadata,
+        )
+        writer = RunWriter.create(
+            catalog.root, run_id, layers=layer_sel, heads=head_sel, token_ids=tok.input_ids.numpy(),
+            query_tokens=tok.tokens, char_start=tok.char_start, char_end=tok.char_end,
+            sentence_id=tok.sentence_id, paragraph_id=tok.paragraph_id, layout=layout, causal=causal,
+            attrs=attrs, storage_dtype=dtype, codec=codec, pyramid=pyramid, overwrite=overwrite,
+        )
+        skip = None
+
+    try:
+        with _interrupts_as_keyboard_interrupt():
+            run_extraction(
+                model, tok.input_ids, writer.submit, layers=layer_sel, heads=head_sel, chunk=edge,
+                max_block_bytes=budget, device=device, progress=progress, skip=skip, info=info,
+            )
+            writer.close()
+    except BaseException as exc:  # KeyboardInterrupt too: the run is marked failed, never left half-good
+        writer.fail(exc)
+        raise
+    return run_id
+
+
+class _interrupts_as_keyboard_interrupt:
+    """Turn SIGTERM into KeyboardInterrupt during extraction (main thread only), so the run is marked failed."""
+
+    def __enter__(self) -> None:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                raise KeyboardInterrupt(f"signal {signum}")
+
+            self._previous = signal.signal(signal.SIGTERM, handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
