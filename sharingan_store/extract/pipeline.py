@@ -213,6 +213,7 @@ def run_extraction(
         ``skip(layer_pos, q0) -> bool``: blocks already stored (resume).
     """
     info = info or model_info(model)
+    input_ids = torch.as_tensor(input_ids)
     layer_sel = resolve_indices(layers, info.num_layers, "layer")
     head_sel = resolve_indices(heads, info.num_heads, "head")
     ids = input_ids if input_ids.ndim == 2 else input_ids[None]
@@ -275,6 +276,7 @@ def extract_dense(
     With a batched ``input_ids`` ``(B, N)`` the result is ``(B, layer, head, query, key)``.
     """
     info = model_info(model)
+    input_ids = torch.as_tensor(input_ids)
     layer_sel = resolve_indices(layers, info.num_layers, "layer")
     head_sel = resolve_indices(heads, info.num_heads, "head")
     ids = input_ids if input_ids.ndim == 2 else input_ids[None]
