@@ -6,6 +6,7 @@ compressed zarr v3 stores, queried lazily with xarray/dask.
 
 from __future__ import annotations
 
+from sharingan_store import accessor as _accessor  # noqa: F401  (registers the ``da.attn`` accessor)
 from sharingan_store.api import Store, open_run, open_store
 from sharingan_store.errors import (
     FormatError,

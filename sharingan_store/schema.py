@@ -62,3 +62,13 @@ def run_path(run_id: str) -> str:
 # views by sentence/paragraph need only the store (ids count boundaries before the token).
 SENTENCE_ID: Final = "sentence_id"
 PARAGRAPH_ID: Final = "paragraph_id"
+
+# Dimensions of derived views and metrics -------------------------------------------
+QUERY_SEGMENT: Final = "query_segment"
+KEY_SEGMENT: Final = "key_segment"
+QUERY_SEGMENT_END: Final = "query_segment_end"
+KEY_SEGMENT_END: Final = "key_segment_end"
+TARGET: Final = "target"
+
+#: Run attribute naming the attention pattern (one of :data:`ATTENTION_KINDS`).
+ATTENTION_KIND_ATTR: Final = "attention_kind"
