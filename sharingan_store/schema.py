@@ -72,3 +72,16 @@ TARGET: Final = "target"
 
 #: Run attribute naming the attention pattern (one of :data:`ATTENTION_KINDS`).
 ATTENTION_KIND_ATTR: Final = "attention_kind"
+
+# Write-side bookkeeping ------------------------------------------------------------
+#: Attribute on ``attention``: ``{"layout": ..., "codec": ..., "causal": bool}`` — what
+#: ``build_pyramid`` and ``resume`` need to know about how the run was written.
+WRITE_ATTR: Final = "sharingan_write"
+#: Sub-group of a run holding the progress array (not an xarray variable of the run).
+PROGRESS_GROUP: Final = "_progress"
+#: uint8 array ``(layer, head, q_block)`` in :data:`PROGRESS_GROUP`: 1 once that block is on disk.
+PROGRESS_ARRAY: Final = "written"
+#: OME-Zarr-style multiscale metadata key on the pyramid group.
+MULTISCALES_ATTR: Final = "multiscales"
+#: Pyramid reductions, in the order they are stored (level groups are named ``f{factor}``).
+PYRAMID_METHODS: Final = ("mean", "max")

@@ -20,7 +20,7 @@ from sharingan_store import schema
 
 __all__ = ["open_pyramid"]
 
-_MULTISCALES_ATTR = "multiscales"  # spelled in sharingan_store.write._util.MULTISCALES_ATTR too
+_MULTISCALES_ATTR = schema.MULTISCALES_ATTR
 
 
 def open_pyramid(store: Any, run_id: str) -> dict[int, xr.Dataset]:

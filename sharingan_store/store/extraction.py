@@ -26,6 +26,7 @@ from sharingan_store.extract.model import weights_fingerprint
 from sharingan_store.store.provenance import check_run_id, new_run_id, run_attrs
 from sharingan_store.write import CodecSpec, RunWriter, choose_layout
 from sharingan_store.write.codecs import validate_storage_dtype
+from sharingan_store.write.pyramid import AUTO_PYRAMID_MIN_LEN
 
 __all__ = ["extract_run"]
 
@@ -55,7 +56,7 @@ def extract_run(
     max_block_bytes: int | None,
     chunk: int,
     shard: bool | None,
-    pyramid: bool,
+    pyramid: bool | None,
     keepbits: int | None,
 ) -> str:
     """Extract one run into ``catalog`` and return its id (status ``complete``)."""
@@ -84,6 +85,8 @@ def extract_run(
     edge = min(chunk, n)
     plan = plan_blocks(info.num_heads, n, chunk=edge, max_block_bytes=budget)
     codec = CodecSpec(keepbits=keepbits)
+    if pyramid is None:
+        pyramid = n >= AUTO_PYRAMID_MIN_LEN
     causal = info.kind != "bidirectional"
     exists = run_id in catalog.run_ids()
 

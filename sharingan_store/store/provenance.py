@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> new_run_id("My/Model v2", "ab" * 32)[:12]
+>>> new_run_id("org/My Model v2", "ab" * 32)[:12]
 'my-model-v2-'
 >>> check_run_id("llama-32k")
 'llama-32k'
@@ -39,8 +39,8 @@ def check_run_id(run_id: str) -> str:
 
 def new_run_id(model_name: str, text_sha256: str) -> str:
     """An automatic run id: ``<model-slug>-<UTC yyyymmddThhmmss>-<text hash prefix>``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower().rsplit("/", 1)[-1] if "/" in model_name and
-                  len(model_name.rsplit("/", 1)[-1]) > 2 else model_name.lower()).strip("-")[:48] or "run"
+    base = model_name.rstrip("/").rsplit("/", 1)[-1] or model_name
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:48] or "run"
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3]
     return f"{slug}-{stamp}-{text_sha256[:8]}"
 
