@@ -41,7 +41,11 @@ class BlockSink(Protocol):
         """Whether blocks of this model layer are to be emitted."""
 
     def emit(self, layer: int, h0: int, h1: int, q0: int, q1: int, probs: torch.Tensor) -> None:
-        """Receive exact probabilities ``[B, h1-h0, q1-q0, K]`` (float32) of model heads [h0, h1)."""
+        """Receive exact probabilities ``[B, h1-h0, q1-q0, W]`` (float32) of model heads [h0, h1).
+
+        ``W`` is the number of keys ``K``, or fewer for plain causal attention: then keys
+        ``[W, K)`` are all invisible to the block (exact zeros) and ``W`` covers every visible key.
+        """
 
     def end_layer(self, layer: int) -> None:
         """Called after the layer's last block."""
@@ -116,12 +120,15 @@ def sharingan_attention(
         v_h = value.index_select(1, kv_index)
         for q0 in range(0, q_len, plan.q_block):
             q1 = min(q0 + plan.q_block, q_len)
-            scores = torch.matmul(query[:, h0:h1, q0:q1].float(), k_h.transpose(-1, -2))
+            # Plain causal attention (no mask tensor): keys after the block's last query are
+            # invisible, so they are neither computed nor emitted (the block is narrower).
+            k_hi = min(k_len, q1 + q_offset) if (attention_mask is None and is_causal) else k_len
+            scores = torch.matmul(query[:, h0:h1, q0:q1].float(), k_h[:, :, :k_hi].transpose(-1, -2))
             scores.mul_(scaling)
             if softcap is not None:
                 scores = torch.tanh(scores / softcap).mul_(softcap)
             if position_bias is not None:
-                scores += _mask_block(position_bias, h0, h1, q0, q1, k_len).float()
+                scores += _mask_block(position_bias, h0, h1, q0, q1, k_len)[..., :k_hi].float()
             if attention_mask is not None:
                 m = _mask_block(attention_mask, h0, h1, q0, q1, k_len)
                 if m.dtype == torch.bool:
@@ -131,11 +138,12 @@ def sharingan_attention(
                     scores.clamp_(min=fill)
             elif is_causal or sliding_window is not None:
                 q_pos = torch.arange(q0, q1, device=query.device)[:, None] + q_offset
-                hidden = torch.zeros(q1 - q0, k_len, dtype=torch.bool, device=query.device)
+                kp = k_pos[None, :k_hi]
+                hidden = torch.zeros(q1 - q0, k_hi, dtype=torch.bool, device=query.device)
                 if is_causal:
-                    hidden |= k_pos[None, :] > q_pos
+                    hidden |= kp > q_pos
                 if sliding_window is not None:
-                    hidden |= k_pos[None, :] <= q_pos - sliding_window
+                    hidden |= kp <= q_pos - sliding_window
                 scores.masked_fill_(hidden, fill)
             if sinks is not None:
                 s = sinks[h0:h1].float().reshape(1, -1, 1, 1).expand(bsz, -1, q1 - q0, 1)
@@ -143,7 +151,7 @@ def sharingan_attention(
             else:
                 probs = torch.softmax(scores, dim=-1)
             del scores
-            out[:, h0:h1, q0:q1] = torch.matmul(probs.to(v_h.dtype), v_h)
+            out[:, h0:h1, q0:q1] = torch.matmul(probs.to(v_h.dtype), v_h[:, :, :k_hi])
             if emitting:
                 sink.emit(layer, h0, h1, q0, q1, probs)
             del probs

@@ -31,8 +31,10 @@ from sharingan_store.extract.model import ModelInfo, model_info, use_sharingan_a
 
 __all__ = ["BlockConsumer", "check_input_ids", "ExtractionSession", "extract_dense", "resolve_device", "resolve_indices", "run_extraction"]
 
-#: ``on_block(layer_pos, head_pos, q0, q1, probs)``: ``probs`` is float32 ``[h, q1-q0, K]``
-#: for store heads ``head_pos`` (a slice), batch element 0 (or ``[B, h, q, K]`` when batched).
+#: ``on_block(layer_pos, head_pos, q0, q1, probs)``: ``probs`` is float32 ``[h, q1-q0, W]``
+#: for store heads ``head_pos`` (a slice), batch element 0 (or ``[B, h, q, W]`` when batched).
+#: ``W`` is the number of keys, or fewer for plain causal attention, where keys ``>= W`` are
+#: exact zeros (invisible to every row of the block) and are not computed.
 BlockConsumer = Callable[[int, slice, int, int, torch.Tensor], None]
 
 
@@ -158,11 +160,14 @@ class ExtractionSession:
         pass
 
 
-def _forward(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+def _forward(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+             position_ids: torch.Tensor | None = None) -> None:
     backbone = getattr(model, "base_model", None) or model
     kwargs: dict[str, Any] = {"input_ids": input_ids}
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
     try:
         backbone(**kwargs, use_cache=False)
     except TypeError as exc:
@@ -179,6 +184,7 @@ def run_extraction(
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
     chunk: int = 512,
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
     device: str | torch.device | None = None,
@@ -200,6 +206,9 @@ def run_extraction(
         Model indices to emit (``None``: all). All layers/heads are still computed.
     attention_mask
         Optional ``(B, N)`` padding mask (1 = token, 0 = padding).
+    position_ids
+        Optional ``(B, N)`` positions passed to the model (left-padded batches need them
+        for models with absolute position embeddings); ``None``: the model's default.
     chunk
         Storage chunk edge; query blocks are multiples of it.
     max_block_bytes
@@ -244,7 +253,8 @@ def run_extraction(
         model.eval()
         with use_sharingan_attention(model), active_sink(session), torch.inference_mode():
             mask = attention_mask.to(dev) if attention_mask is not None else None
-            _forward(model, ids.to(dev), mask)
+            positions = position_ids.to(dev) if position_ids is not None else None
+            _forward(model, ids.to(dev), mask, positions)
     finally:
         if bar is not None:
             bar.close()
@@ -285,7 +295,7 @@ def extract_dense(
 
     def collect(lpos: int, hpos: slice, q0: int, q1: int, probs: torch.Tensor) -> None:
         block = probs if probs.ndim == 4 else probs[None]
-        out[:, lpos, hpos, q0:q1, :] = block.float().cpu().numpy()
+        out[:, lpos, hpos, q0:q1, :block.shape[-1]] = block.float().cpu().numpy()
 
     run_extraction(model, ids, collect, layers=layer_sel, heads=head_sel, attention_mask=attention_mask, chunk=chunk,
                    max_block_bytes=max_block_bytes, progress=False, info=info)

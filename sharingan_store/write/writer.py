@@ -308,7 +308,8 @@ class RunWriter:
         q0, q1
             One whole block of ``layout.q_blocks()`` (rows ``[i*block_rows, min((i+1)*block_rows, N))``).
         block
-            ``[len(heads), q1 - q0, seq_len]`` probabilities, on any device. It may be
+            ``[len(heads), q1 - q0, seq_len]`` probabilities, on any device. For causal runs
+            it may be narrower (width ``>= q1``): the keys after it are zeros. It may be
             reused by the caller as soon as ``submit`` returns.
 
         Blocks when the queue is full; raises the first writer-thread error.
@@ -320,12 +321,19 @@ class RunWriter:
             raise ValueError(f"layer_pos {layer_pos} out of range [0, {self.num_layers})")
         heads = self._head_positions(head_pos)
         self.layout.check_block(q0, q1)
-        expected = (len(heads), q1 - q0, self.layout.seq_len)
-        if tuple(block.shape) != expected:
-            raise ValueError(f"block has shape {tuple(block.shape)}, expected {expected}")
+        n = self.layout.seq_len
+        width = block.shape[-1] if block.ndim == 3 else -1
+        narrow_ok = self.causal and q1 <= width <= n
+        if tuple(block.shape[:2]) != (len(heads), q1 - q0) or block.ndim != 3 or not (width == n or narrow_ok):
+            raise ValueError(
+                f"block has shape {tuple(block.shape)}, expected {(len(heads), q1 - q0, n)}"
+                + (f" (or a width in [{q1}, {n}] for this causal run)" if self.causal else "")
+            )
         kend = self.layout.key_end(q1, self.causal)
         with torch.inference_mode():
             stored = cast_storage(block[..., :kend], self.storage_dtype, self.codec.keepbits)
+            if stored.shape[-1] < kend:  # a narrow causal block: the keys after it are exact zeros
+                stored = torch.nn.functional.pad(stored, (0, kend - stored.shape[-1]))
             if self._factors is not None and not self._resumed:
                 self._pool(layer_pos, heads, q0, q1, stored, kend)
             task = _Task("attn", layer_pos, heads, q0, q1, kend)

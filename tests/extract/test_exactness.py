@@ -196,7 +196,9 @@ def test_consumer_blocks_respect_plan(tiny_models):
     def consumer(lpos, hpos, q0, q1, probs):
         shapes.append((lpos, hpos, q0, q1, tuple(probs.shape)))
         assert probs.dtype == torch.float32
-        assert probs.shape == (2, hpos.stop - hpos.start, q1 - q0, n)
+        assert probs.shape[:3] == (2, hpos.stop - hpos.start, q1 - q0)
+        # plain causal attention: only the keys visible to the block are computed and emitted
+        assert probs.shape[-1] == q1
 
     session = run_extraction(model, ids, consumer, chunk=chunk, max_block_bytes=budget, progress=False)
     plan = session._plan
@@ -218,9 +220,10 @@ def test_consumer_blocks_minimum_one_chunk(tiny_models):
     model = tiny_models("qwen2")
     n, chunk = 40, 16
     sizes = []
-    run_extraction(model, random_ids(n), lambda l, h, q0, q1, p: sizes.append(tuple(p.shape)),
+    run_extraction(model, random_ids(n), lambda l, h, q0, q1, p: sizes.append((q1, tuple(p.shape))),
                    chunk=chunk, max_block_bytes=1, progress=False)
-    assert sizes and all(s[0] == 1 and s[-2] <= chunk and s[-1] == n for s in sizes)
+    # causal: each block holds exactly the keys visible to it (keys 0..q1-1)
+    assert sizes and all(s[0] == 1 and s[-2] <= chunk and s[-1] == q1 for q1, s in sizes)
 
 
 # --------------------------------------------------------------------------- the kernel itself
@@ -245,7 +248,9 @@ class _Recorder:
 
     def emit(self, layer, h0, h1, q0, q1, probs):
         assert torch.isnan(self.probs[:, h0:h1, q0:q1]).all(), "block emitted twice"
-        self.probs[:, h0:h1, q0:q1] = probs
+        width = probs.shape[-1]
+        self.probs[:, h0:h1, q0:q1] = 0.0  # a narrow (causal) block: later keys are exact zeros
+        self.probs[:, h0:h1, q0:q1, :width] = probs
 
     def end_layer(self, layer):
         pass

@@ -208,3 +208,24 @@ def test_bad_submissions(root):
             w.submit(3, 0, 0, 16, torch.zeros(1, 16, n))
         for q0, q1 in lay.q_blocks():
             w.submit(0, slice(0, 2), q0, q1, torch.zeros(2, q1 - q0, n))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_narrow_causal_blocks(root, store_path, causal):
+    """A causal block may stop at its last visible key; the writer zero-fills up to the chunk edge."""
+    n, chunk = 40, 8
+    probs = attention(1, 2, n, causal=True, seed=3)
+    lay = choose_layout(n, 16, chunk=chunk)
+    w = RunWriter.create(root, "narrow", layers=[0], heads=[0, 1], layout=lay, causal=causal,
+                         attrs={}, **token_meta(n))
+    with w:
+        for q0, q1 in lay.q_blocks():
+            block = probs[0, :, q0:q1, :q1]
+            if causal or q1 == n:
+                w.submit(0, slice(0, 2), q0, q1, block)
+            else:
+                with pytest.raises(ValueError, match="expected"):
+                    w.submit(0, slice(0, 2), q0, q1, block)
+                w.submit(0, slice(0, 2), q0, q1, probs[0, :, q0:q1])
+    ds = xr.open_zarr(store_path, group=schema.run_path("narrow"))
+    np.testing.assert_allclose(ds[schema.ATTENTION].values[0].astype(np.float32), probs[0].numpy(), atol=2**-11)
