@@ -13,7 +13,7 @@ from __future__ import annotations
 import xarray as xr
 
 from sharingan_store import schema
-from sharingan_store.metrics._common import as_float32, check_attention, coord_like, positions
+from sharingan_store.query._common import as_float32, check_attention, coord_like, positions
 
 __all__ = ["attention_distance"]
 

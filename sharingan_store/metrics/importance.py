@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from sharingan_store import schema
-from sharingan_store.metrics._common import as_float32, check_attention, positions, visible_keys
+from sharingan_store.query._common import as_float32, check_attention, positions, visible_keys
 from sharingan_store.metrics.entropy import entropy
 
 __all__ = ["IMPORTANCE_METHODS", "pagerank", "token_importance"]

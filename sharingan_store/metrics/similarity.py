@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from sharingan_store import schema
-from sharingan_store.metrics._common import as_float32, check_attention
+from sharingan_store.query._common import as_float32, check_attention
 
 __all__ = ["head_similarity"]
 

@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from sharingan_store import schema
-from sharingan_store.metrics._common import as_float32, check_attention, seeing_queries
+from sharingan_store.query._common import as_float32, check_attention, seeing_queries
 
 __all__ = ["sink_scores", "sinks"]
 
