@@ -10,7 +10,7 @@ from sharingan_store import schema
 from sharingan_store.write import CodecSpec, choose_layout, decode_storage, to_storage_numpy
 from sharingan_store.write.codecs import bitround_torch
 
-from _write_helpers import attention, write_run
+from tests.write._write_helpers import attention, write_run
 
 
 def test_codec_spec_roundtrip_and_validation():

@@ -13,7 +13,7 @@ from sharingan_store import schema
 from sharingan_store.query.pyramid import open_pyramid
 from sharingan_store.write import PyramidAccumulator, build_pyramid, choose_layout, pyramid_factors
 
-from _write_helpers import attention, write_run
+from tests.write._write_helpers import attention, write_run
 
 
 def coarsen_reference(a: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:

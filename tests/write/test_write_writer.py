@@ -14,7 +14,7 @@ from sharingan_store.errors import RunExistsError
 from sharingan_store.write import RunWriter, choose_layout, pyramid_factors
 from sharingan_store.write.layout import RunLayout
 
-from _write_helpers import attention, token_meta, write_run
+from tests.write._write_helpers import attention, token_meta, write_run
 
 
 def _chunk_files(store_path, run_id):
