@@ -15,8 +15,9 @@ edge that extend past ``N`` are partial: ``mean`` averages only their in-bounds 
 (after the storage cast and bit-rounding) so a pyramid view equals the same reduction of
 the full-resolution data.
 
-Levels are computed from each submitted block on its device (level ``f`` from level
-``f/2``, so a block is read once) and buffered per (layer, head block) until all rows are
+Levels are computed from each submitted block on its device — the finest level by one
+reduction over the cell rows and then the keys (no copy of the block), coarser levels by
+halving the finest — and buffered per (layer, head block) until all rows are
 in, then each level array is written once. Buffer memory per (layer, head block) is about
 ``h × 8 × (4/3) × max_level_size**2`` bytes (about 2.7 MiB per head at the default 512).
 
@@ -119,6 +120,29 @@ def _halve(s: torch.Tensor, m: torch.Tensor, r0: int) -> tuple[torch.Tensor, tor
     return s, m, r0 // 2
 
 
+def _pool_rows_then_keys(x: torch.Tensor, q0: int, f: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Sums and maxima of ``f×f`` cells of rows ``[q0, q0+R)`` of ``x`` ``[h, R, W]`` (any float dtype).
+
+    Reduces the ``f`` rows of each cell first (a contiguous, vectorised reduction over a
+    view — no copy of the block), then the keys of the ``f``-times smaller result, in
+    float32. Unaligned first/last rows and the last keys are zero-padded (exact for sums and
+    for maxima of non-negative values). Returns ``(sum, max, first cell row)``; the result
+    depends only on the block's values, so extraction and :func:`build_pyramid` agree bit for bit.
+    """
+    top = q0 % f
+    bottom = -(top + x.shape[1]) % f
+    right = -x.shape[2] % f
+    if top or bottom or right:
+        x = F.pad(x, (0, right, top, bottom))
+    h, rows, width = x.shape
+    cells = x.reshape(h, rows // f, f, width)
+    s = cells.sum(2, dtype=torch.float32)
+    m = cells.amax(2).to(torch.float32)
+    s = s.reshape(h, rows // f, width // f, f).sum(-1)
+    m = m.reshape(h, rows // f, width // f, f).amax(-1)
+    return s, m, q0 // f
+
+
 class PyramidAccumulator:
     """Level sums/maxima of one (layer, head block), filled block by block.
 
@@ -167,9 +191,8 @@ class PyramidAccumulator:
             self.rows_done += q1 - q0
             return self.rows_done >= self.seq_len
         kend = self.seq_len if kend is None else kend
-        x = block[..., :kend].to(torch.float32)
-        cur = 1
-        s, m, r0 = x, x, q0
+        s, m, r0 = _pool_rows_then_keys(block[..., :kend], q0, self.factors[0])
+        cur = self.factors[0]
         for f in self.factors:
             while cur < f:
                 s, m, r0 = _halve(s, m, r0)

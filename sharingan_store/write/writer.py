@@ -356,7 +356,7 @@ class RunWriter:
         if acc is None:
             acc = self._acc[key] = PyramidAccumulator(self.layout.seq_len, self._factors or [],
                                                       len(heads), device=stored.device)
-        if acc.add(q0, q1, stored.to(torch.float32), kend):
+        if acc.add(q0, q1, stored, kend):
             del self._acc[key]
             if self._factors:
                 self._put(_Task("pyramid", layer_pos, heads, levels=acc.result()))
