@@ -19,6 +19,7 @@ from sharingan_store.errors import (
     SharinganError,
     UnsupportedModelError,
 )
+from sharingan_store.distributed import map_runs
 from sharingan_store.run import AttentionRun
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "Store",
     "UnsupportedModelError",
     "__version__",
+    "map_runs",
     "open_run",
     "open_store",
 ]

@@ -154,7 +154,12 @@ class AttentionRun:
             if isinstance(value, slice):
                 continue
             size = self._attention.sizes[dim]
-            bad = [int(i) for i in np.asarray(value).ravel() if not -size <= int(i) < size]
+            flat = np.asarray(value).ravel()
+            if flat.dtype.kind == "b" or flat.size == 0:
+                continue  # boolean masks and empty selections: xarray checks them
+            if flat.dtype.kind not in "iu":
+                raise SelectionError(f"{dim} positions must be integers, got {value!r}")
+            bad = [int(i) for i in flat if not -size <= int(i) < size]
             if bad:
                 raise SelectionError(f"{dim} positions {bad} out of range: valid 0..{size - 1} (or negative)")
         return self._with(self._attention.isel(sel))
@@ -173,10 +178,12 @@ class AttentionRun:
         return views.segments(self._attention, size, boundaries)
 
     def multiscale(self, global_size: int = 256, segment_size: int | None = None,
-                   hotspots: int | Sequence[int] = 5, window: int = 64) -> MultiScaleAttention:
-        """:func:`sharingan_store.query.views.multiscale`."""
+                   hotspots: int | Sequence[int] = 5, window: int = 64, *, method: str = "mean",
+                   use_pyramid: bool = True) -> MultiScaleAttention:
+        """:func:`sharingan_store.query.views.multiscale`; the global view comes from the pyramid when present."""
         return views.multiscale(self._attention, global_size=global_size, segment_size=segment_size,
-                                hotspots=hotspots, window=window)
+                                hotspots=hotspots, window=window, method=method,
+                                pyramid=self._pyramid if use_pyramid else None)
 
     # ----------------------------------------------------------------- metrics
     def entropy(self) -> xr.DataArray:
@@ -184,8 +191,12 @@ class AttentionRun:
         return metrics.entropy(self._attention)
 
     def sinks(self, threshold: float = 0.3) -> pd.DataFrame:
-        """:func:`sharingan_store.metrics.sinks`."""
+        """:func:`sharingan_store.metrics.sinks` (computes; see :meth:`sink_scores` for the lazy scores)."""
         return metrics.sinks(self._attention, threshold)
+
+    def sink_scores(self) -> xr.DataArray:
+        """:func:`sharingan_store.metrics.sink_scores`: lazy per-key sink scores, to combine in one ``dask.compute``."""
+        return metrics.sink_scores(self._attention)
 
     def token_importance(self, method: str = "received") -> xr.DataArray:
         """:func:`sharingan_store.metrics.token_importance`."""

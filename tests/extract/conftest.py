@@ -1,16 +1,10 @@
-"""Fixtures for the extraction tests: the offline MiniLM and a cache of tiny models."""
+"""Fixtures for the extraction tests: a cache of tiny models (the MiniLM fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sharingan_store.testing import load_minilm, tiny_model
-
-
-@pytest.fixture(scope="session")
-def minilm():
-    """The real pretrained all-MiniLM-L6-v2 ``(model, tokenizer)``, loaded once."""
-    return load_minilm()
+from sharingan_store.testing import tiny_model
 
 
 @pytest.fixture(scope="session")
