@@ -10,6 +10,8 @@ Examples
 >>> plan = plan_blocks(num_heads=32, seq_len=32768, chunk=512, max_block_bytes=128 * 2**20)
 >>> plan.head_block, plan.q_block
 (1, 1024)
+>>> plan_blocks(num_heads=32, seq_len=32768, chunk=512).q_block  # default budget 32 MiB: one chunk of rows
+512
 >>> plan_blocks(num_heads=4, seq_len=100, chunk=100).q_block
 100
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_MAX_BLOCK_BYTES", "BlockPlan", "plan_blocks"]
 
 #: Default budget for one float32 score block (peak extra memory is a few of these).
-DEFAULT_MAX_BLOCK_BYTES = 128 * 2**20
+DEFAULT_MAX_BLOCK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,14 @@ from sharingan_store.write.pyramid import (
 __all__ = ["RunWriter", "choose_layout"]
 
 _STOP = object()
+
+#: Host bytes of blocks waiting for the writer threads, at most (one block always fits).
+DEFAULT_QUEUE_BYTES = 128 * 2**20
+
+
+def _task_bytes(task: Any) -> int:
+    host = getattr(task, "host", None)
+    return int(host.numel() * host.element_size()) if host is not None else 0
 _QUERY_COORDS = (schema.QUERY_TOKEN, schema.CHAR_START, schema.CHAR_END, schema.SENTENCE_ID,
                  schema.PARAGRAPH_ID)
 
@@ -105,7 +113,8 @@ class RunWriter:
 
     def __init__(self, run_group: zarr.Group, *, layout: RunLayout, storage_dtype: str,
                  codec: CodecSpec, causal: bool, num_threads: int = 2, queue_size: int = 4,
-                 pyramid_factors_: Sequence[int] | None = None, resumed: bool = False) -> None:
+                 pyramid_factors_: Sequence[int] | None = None, resumed: bool = False,
+                 queue_bytes: int = DEFAULT_QUEUE_BYTES) -> None:
         if num_threads < 1 or queue_size < 1:
             raise ValueError(f"num_threads and queue_size must be >= 1, got {num_threads}, {queue_size}")
         self.group = run_group
@@ -120,6 +129,9 @@ class RunWriter:
         self.num_layers, self.num_heads = self._att.shape[0], self._att.shape[1]
         self._progress_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._queue_bytes = int(queue_bytes)
+        self._queued_bytes = 0
+        self._bytes_cond = threading.Condition()
         self._error: BaseException | None = None
         self._abort = threading.Event()
         self._closed = False
@@ -155,6 +167,7 @@ class RunWriter:
         codec: CodecSpec = CodecSpec(),
         num_threads: int = 2,
         queue_size: int = 4,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         pyramid: bool = False,
         max_level_size: int = DEFAULT_MAX_LEVEL_SIZE,
         min_level_size: int = DEFAULT_MIN_LEVEL_SIZE,
@@ -182,8 +195,9 @@ class RunWriter:
             ``"float16"``, ``"float32"`` or ``"bfloat16"`` (stored as uint16 bits).
         codec
             Compression.
-        num_threads, queue_size
-            Writer threads and the bound of the block queue (``submit`` blocks when full).
+        num_threads, queue_size, queue_bytes
+            Writer threads and the bounds of the block queue, in blocks and in host bytes
+            (``submit`` blocks when either is reached; one block always fits).
         pyramid, max_level_size, min_level_size
             Also write the multiscale pyramid (see :mod:`sharingan_store.write.pyramid`).
         overwrite
@@ -238,7 +252,8 @@ class RunWriter:
             factors = pyramid_factors(n, max_level_size, min_level_size)
             create_pyramid_group(g, factors, name=run_id)
         return cls(g, layout=layout, storage_dtype=storage_dtype, codec=codec, causal=causal,
-                   num_threads=num_threads, queue_size=queue_size, pyramid_factors_=factors)
+                   num_threads=num_threads, queue_size=queue_size, pyramid_factors_=factors,
+                   queue_bytes=queue_bytes)
 
     @classmethod
     def resume(cls, root: zarr.Group, run_id: str, *, num_threads: int = 2, queue_size: int = 4,
@@ -362,6 +377,12 @@ class RunWriter:
                 self._put(_Task("pyramid", layer_pos, heads, levels=acc.result()))
 
     def _put(self, task: _Task) -> None:
+        nbytes = _task_bytes(task)
+        with self._bytes_cond:  # bound the queued bytes too, not only the number of blocks
+            while self._queued_bytes and self._queued_bytes + nbytes > self._queue_bytes:
+                self._raise_if_failed()
+                self._bytes_cond.wait(timeout=0.1)
+            self._queued_bytes += nbytes
         while True:
             self._raise_if_failed()
             try:
@@ -369,6 +390,13 @@ class RunWriter:
                 return
             except queue.Full:
                 continue
+
+    def _release(self, task: Any) -> None:
+        if task is _STOP:
+            return
+        with self._bytes_cond:
+            self._queued_bytes -= _task_bytes(task)
+            self._bytes_cond.notify_all()
 
     def _work(self) -> None:
         while True:
@@ -383,6 +411,7 @@ class RunWriter:
                 if self._error is None:
                     self._error = exc
             finally:
+                self._release(task)
                 self._queue.task_done()
 
     def _run(self, task: _Task) -> None:

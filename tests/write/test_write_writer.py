@@ -229,3 +229,36 @@ def test_narrow_causal_blocks(root, store_path, causal):
                 w.submit(0, slice(0, 2), q0, q1, probs[0, :, q0:q1])
     ds = xr.open_zarr(store_path, group=schema.run_path("narrow"))
     np.testing.assert_allclose(ds[schema.ATTENTION].values[0].astype(np.float32), probs[0].numpy(), atol=2**-11)
+
+
+def test_queue_is_bounded_in_bytes(root):
+    """With room for one block's bytes, a second block waits until the first is written."""
+    n = 64
+    lay = choose_layout(n, 16, chunk=16)
+    block_bytes = 16 * n * 2  # one float16 block of one head
+    w = RunWriter.create(root, "qb", layers=[0], heads=[0], layout=lay, causal=False, attrs={},
+                         num_threads=1, queue_size=8, queue_bytes=block_bytes, **token_meta(n))
+    gate = threading.Event()
+    real = w._run
+
+    def slow(task):
+        gate.wait(5)
+        real(task)
+
+    w._run = slow
+    probs = attention(1, 1, n, causal=False)
+    done = []
+
+    def produce():
+        for q0, q1 in lay.q_blocks():
+            w.submit(0, 0, q0, q1, probs[0, :, q0:q1])
+            done.append(q0)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    time.sleep(0.3)
+    assert done == [0] and t.is_alive()  # the count bound (8) would have let all four through
+    gate.set()
+    t.join(5)
+    w.close()
+    assert done == [0, 16, 32, 48] and w.status == schema.STATUS_COMPLETE
