@@ -22,10 +22,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import xarray as xr
+
 from sharingan_store import schema
+from sharingan_store.metrics.compare import compare as compare_attention
 from sharingan_store.query.pyramid import open_pyramid
 from sharingan_store.run import AttentionRun
 from sharingan_store.store.catalog import Catalog
+from sharingan_store.store.reading import checked_dataset
 
 __all__ = ["Store", "open_run", "open_store"]
 
@@ -48,7 +52,40 @@ class Store(Catalog):
             The run's status is not ``complete`` and ``allow_incomplete`` is False.
         """
         ds = self.open_dataset(run, allow_incomplete=allow_incomplete, chunks=chunks)
-        return AttentionRun(ds, run_id=run, pyramid=open_pyramid(self.root, run), url=self.url)
+        token = f"{ds.attrs.get('created')}-{ds.attrs.get(schema.STATUS)}"
+        pyramid = {
+            factor: checked_dataset(level, self._zstore, f"{schema.run_path(run)}/{schema.PYRAMID_GROUP}/f{factor}",
+                                    run=run, token=token)
+            for factor, level in _pyramid_levels(self._zstore, run).items()
+        } if ds.attrs.get(schema.STATUS) == schema.STATUS_COMPLETE else {}
+        return AttentionRun(ds, run_id=run, pyramid=pyramid, url=self.url)
+
+    def compare(self, a: str | AttentionRun, b: str | AttentionRun, metric: str = "js",
+                align: str = "exact") -> xr.DataArray:
+        """Per ``(layer, head)`` comparison of two runs, lazy (``.compute()`` reads chunk by chunk).
+
+        Parameters
+        ----------
+        a, b
+            Run ids of this store, or opened :class:`AttentionRun` (selections too, e.g. of
+            another store).
+        metric
+            ``"js"``: mean Jensen–Shannon divergence of matching rows (nats, 0 for identical
+            runs, at most ln 2); ``"cosine"``: mean cosine similarity (1 for identical runs).
+        align
+            ``"exact"``: the runs must hold the same token ids; ``"truncate"``: compare the first
+            ``min(N_a, N_b)`` tokens, each row renormalised over the kept keys.
+
+        Layers and heads are matched by model index (their intersection; ``ValueError`` if
+        none). See :mod:`sharingan_store.metrics.compare`.
+
+        Examples
+        --------
+        >>> store.compare("llama-a", "llama-b").sel(layer=0).values  # doctest: +SKIP
+        """
+        ra = a if isinstance(a, AttentionRun) else self.open(a)
+        rb = b if isinstance(b, AttentionRun) else self.open(b)
+        return compare_attention(ra.attention, rb.attention, metric=metric, align=align)
 
     def extract(self, model: Any, text: str | None = None, **kwargs: Any) -> AttentionRun:  # type: ignore[override]
         """Extract ``model``'s exact attention on ``text`` into a new run and open it.
@@ -58,6 +95,13 @@ class Store(Catalog):
         ``progress``, ``metadata``, ``overwrite``, ``resume``, ``max_block_bytes``…).
         """
         return self.open(super().extract(model, text, **kwargs))
+
+
+def _pyramid_levels(zstore: Any, run: str) -> dict[int, xr.Dataset]:
+    try:
+        return open_pyramid(zstore, run)
+    except ValueError:  # a writable zip archive cannot be reopened read-only: use the full-scan views
+        return {}
 
 
 def open_store(url: str | os.PathLike[str], mode: str = "a", *,

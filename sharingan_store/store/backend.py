@@ -16,7 +16,7 @@ from typing import Any
 import zarr
 import zarr.storage
 
-__all__ = ["MODES", "is_remote", "make_zarr_store", "normalize_url"]
+__all__ = ["MODES", "is_remote", "make_zarr_store", "normalize_url", "read_mode"]
 
 #: ``"r"`` read only; ``"r+"`` read/write an existing store; ``"a"`` read/write, create when missing;
 #: ``"w"`` create, erasing whatever is there.
@@ -59,3 +59,12 @@ def make_zarr_store(url: str | os.PathLike[str], mode: str = "a", storage_option
     if storage_options:
         raise ValueError("storage_options apply to fsspec URLs (s3://, gs://, memory://...), not to local paths")
     return zarr.storage.LocalStore(url, read_only=read_only)
+
+
+def read_mode(zstore: Any) -> str:
+    """The zarr mode for reading nodes of ``zstore``: ``"r"`` on read-only stores, else ``"r+"``.
+
+    zarr refuses ``mode="r"`` on a writable store it cannot reopen read-only (a zip archive
+    opened for appending), and ``"r+"`` never writes by itself.
+    """
+    return "r" if getattr(zstore, "read_only", False) else "r+"
