@@ -33,6 +33,7 @@ import zarr
 from sharingan_store import schema
 from sharingan_store.errors import IntegrityError
 from sharingan_store.store.backend import read_mode
+from sharingan_store.write.layout import RunLayout
 
 __all__ = [
     "BadChunk",
@@ -252,21 +253,12 @@ def _expected_attention_keys(arr: zarr.Array) -> set[str] | None:
     info = arr.attrs.get(_WRITE_ATTR)
     if not isinstance(info, dict) or "layout" not in info:
         return None
-    lay = info["layout"]
-    n, chunk = int(arr.shape[2]), int(arr.chunks[2])
-    block_rows = int(arr.shards[2]) if arr.shards is not None else None
-    if block_rows is None:
-        q_block = int(lay.get("q_block", n))
-        padded = math.ceil(n / chunk) * chunk
-        block_rows = min(math.ceil(q_block / chunk) * chunk, padded)
+    layout = RunLayout.from_dict(info["layout"])
     causal = bool(info.get("causal", True))
     keys = set()
     for coords, region in iter_storage_chunks(arr):
         if arr.shards is None and causal:
-            q = region[2]
-            q1_block = min((q.start // block_rows + 1) * block_rows, n)
-            kend = min(n, math.ceil(q1_block / chunk) * chunk)
-            if region[3].start >= kend:
+            if region[3].start >= layout.row_key_end(region[2].start // layout.chunk, causal):
                 continue
         keys.add(chunk_key(arr, coords))
     return keys

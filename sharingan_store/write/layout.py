@@ -121,6 +121,24 @@ class RunLayout:
             return self.seq_len
         return min(self.seq_len, math.ceil(q1 / self.chunk) * self.chunk)
 
+    def row_key_end(self, row_chunk: int, causal: bool) -> int:
+        """Keys ``[0, kend)`` stored for chunk row ``row_chunk`` of a run.
+
+        Unsharded causal runs store each chunk row up to its own diagonal chunk; a sharded
+        run writes a shard (one query block) whole, so its rows go up to the block's diagonal.
+
+        Examples
+        --------
+        >>> RunLayout(2048, 1024, 512, False).row_key_end(0, causal=True)
+        512
+        >>> RunLayout(2048, 1024, 512, True).row_key_end(0, causal=True)
+        1024
+        """
+        r1 = min((row_chunk + 1) * self.chunk, self.seq_len)
+        if self.shard:
+            r1 = min(math.ceil(r1 / self.block_rows) * self.block_rows, self.seq_len)
+        return self.key_end(r1, causal)
+
     def check_block(self, q0: int, q1: int) -> None:
         """Raise ``ValueError`` unless ``[q0, q1)`` is one whole block of :meth:`q_blocks`.
 

@@ -423,12 +423,27 @@ class RunWriter:
             task.event.synchronize()
         data = storage_to_numpy(task.host, self.storage_dtype)
         for start, stop, off in contiguous_runs(task.head_positions):
-            self._att[task.layer_pos, start:stop, task.q0:task.q1, :task.kend] = data[off:off + stop - start]
+            heads = data[off:off + stop - start]
+            for r0, r1, kend in self._row_bands(task.q0, task.q1, task.kend):
+                self._att[task.layer_pos, start:stop, r0:r1, :kend] = heads[:, r0 - task.q0:r1 - task.q0, :kend]
         b = self.q_block_index(task.q0)
         with self._progress_lock:
             row = np.asarray(self._progress[task.layer_pos, :, b])
             row[task.head_positions] = 1
             self._progress[task.layer_pos, :, b] = row
+
+    def _row_bands(self, q0: int, q1: int, kend: int) -> list[tuple[int, int, int]]:
+        """``(r0, r1, keys)`` writes covering rows ``[q0, q1)``.
+
+        Unsharded causal runs write each chunk row only up to its own diagonal chunk, so no
+        chunk wholly above the diagonal is ever handed to zarr (``write_empty_chunks=True``
+        would store it). Sharded runs write the block in one call: a shard is one query
+        block, and splitting it would read-modify-write the shard.
+        """
+        if not self.causal or self.layout.shard:
+            return [(q0, q1, kend)]
+        c = self.layout.chunk
+        return [(r0, min(r0 + c, q1), self.layout.row_key_end(r0 // c, True)) for r0 in range(q0, q1, c)]
 
     def flush(self) -> None:
         """Block until every submitted block is on disk; raise the first writer-thread error."""

@@ -48,10 +48,10 @@ def test_causal_skips_chunks_above_diagonal_and_reads_zero(root, store_path):
     probs = attention(1, 1, n)
     write_run(root, "c", probs, choose_layout(n, 32, chunk=c))
     files = _chunk_files(store_path, "c")
-    # keys written per block: [0, kend) with kend = q1 → chunks j < (block end)/c
-    expected = {f"0/0/{i}/{j}" for i in range(n // c) for j in range(((i // 2) + 1) * 32 // c)}
+    # blocks of two chunk rows; each chunk row is written up to its own diagonal chunk only
+    expected = {f"0/0/{i}/{j}" for i in range(n // c) for j in range(i + 1)}
     assert set(files) == expected
-    assert "0/0/0/3" not in files  # wholly above the diagonal: never written
+    assert "0/0/0/1" not in files and "0/0/0/3" not in files  # wholly above the diagonal: never written
     ds = xr.open_zarr(store_path, group="runs/c")
     a = ds[schema.ATTENTION].values
     assert not np.isnan(a).any()
