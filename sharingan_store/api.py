@@ -53,11 +53,16 @@ class Store(Catalog):
         """
         ds = self.open_dataset(run, allow_incomplete=allow_incomplete, chunks=chunks)
         token = f"{ds.attrs.get('created')}-{ds.attrs.get(schema.STATUS)}"
-        pyramid = {
-            factor: checked_dataset(level, self._zstore, f"{schema.run_path(run)}/{schema.PYRAMID_GROUP}/f{factor}",
-                                    run=run, token=token)
-            for factor, level in _pyramid_levels(self._zstore, run).items()
-        } if ds.attrs.get(schema.STATUS) == schema.STATUS_COMPLETE else {}
+
+        def pyramid() -> dict[int, xr.Dataset]:
+            if ds.attrs.get(schema.STATUS) != schema.STATUS_COMPLETE:
+                return {}
+            return {
+                factor: checked_dataset(level, self._zstore,
+                                        f"{schema.run_path(run)}/{schema.PYRAMID_GROUP}/f{factor}", run=run, token=token)
+                for factor, level in _pyramid_levels(self._zstore, run).items()
+            }
+
         return AttentionRun(ds, run_id=run, pyramid=pyramid, url=self.url)
 
     def compare(self, a: str | AttentionRun, b: str | AttentionRun, metric: str = "js",

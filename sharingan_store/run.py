@@ -20,7 +20,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,12 +55,15 @@ class AttentionRun:
     only the chunks needed).
     """
 
-    def __init__(self, dataset: xr.Dataset, *, run_id: str, pyramid: Mapping[int, xr.Dataset] | None = None,
+    def __init__(self, dataset: xr.Dataset, *, run_id: str,
+                 pyramid: Mapping[int, xr.Dataset] | Callable[[], Mapping[int, xr.Dataset]] | None = None,
                  url: str | None = None, attention: xr.DataArray | None = None):
         self._ds = dataset
         self.run_id = run_id
         self.url = url
-        self._pyramid = dict(pyramid or {})
+        # the pyramid's metadata is read on first use (a loader), so opening a run stays cheap
+        self._pyramid_source = pyramid
+        self._pyramid_levels: dict[int, xr.Dataset] | None = None if callable(pyramid) else dict(pyramid or {})
         if attention is None:
             attention = dataset[schema.ATTENTION]
             attention.attrs = {**dataset.attrs, **{k: v for k, v in attention.attrs.items() if k != "coordinates"}}
@@ -108,6 +111,13 @@ class AttentionRun:
         return int(self._ds.sizes[schema.QUERY])
 
     @property
+    def _pyramid(self) -> dict[int, xr.Dataset]:
+        if self._pyramid_levels is None:
+            loader = self._pyramid_source
+            self._pyramid_levels = dict(loader()) if callable(loader) else {}
+        return self._pyramid_levels
+
+    @property
     def pyramid(self) -> dict[int, xr.Dataset]:
         """Pyramid levels (factor → Dataset with ``mean``/``max``), empty when the run has none."""
         return dict(self._pyramid)
@@ -120,7 +130,8 @@ class AttentionRun:
 
     # ----------------------------------------------------------------- selection
     def _with(self, attention: xr.DataArray) -> AttentionRun:
-        return AttentionRun(self._ds, run_id=self.run_id, pyramid=self._pyramid, url=self.url, attention=attention)
+        pyramid = self._pyramid_levels if self._pyramid_levels is not None else self._pyramid_source
+        return AttentionRun(self._ds, run_id=self.run_id, pyramid=pyramid, url=self.url, attention=attention)
 
     def _check_dims(self, indexers: Mapping[str, Any]) -> None:
         unknown = [d for d in indexers if d not in _KEEP_DIMS]
@@ -135,15 +146,19 @@ class AttentionRun:
         """
         indexers = {**(indexers or {}), **kw}
         self._check_dims(indexers)
-        sel = {d: _as_list(v) for d, v in indexers.items()}
-        for dim, value in sel.items():
+        labelled: dict[str, slice] = {}  # label slices go to xarray's .sel
+        positional: dict[str, slice | list[int]] = {}  # labels become positions (slices when contiguous)
+        for dim, value in ((d, _as_list(v)) for d, v in indexers.items()):
             if isinstance(value, slice):
+                labelled[dim] = value
                 continue
             have = self._attention[dim].values
             missing = [v for v in np.asarray(value).ravel().tolist() if v not in set(have.tolist())]
             if missing:
                 raise SelectionError(f"{dim} {missing} not in this run; valid {dim} values: {_describe(have)}")
-        return self._with(self._attention.sel(sel))
+            positional[dim] = _contiguous(self._attention.indexes[dim].get_indexer(np.asarray(value).ravel()))
+        att = self._attention.sel(labelled) if labelled else self._attention
+        return self._with(att.isel(positional) if positional else att)
 
     def isel(self, indexers: Mapping[str, Any] | None = None, **kw: Any) -> AttentionRun:
         """Select by position along each dim; dims are kept. Out of range → :class:`SelectionError`."""
@@ -162,6 +177,7 @@ class AttentionRun:
             bad = [int(i) for i in flat if not -size <= int(i) < size]
             if bad:
                 raise SelectionError(f"{dim} positions {bad} out of range: valid 0..{size - 1} (or negative)")
+            sel[dim] = _contiguous(np.where(flat < 0, flat + size, flat))
         return self._with(self._attention.isel(sel))
 
     # ----------------------------------------------------------------- views
@@ -213,6 +229,14 @@ class AttentionRun:
     def rollout(self, targets: Sequence[int] = (-1,)) -> xr.DataArray:
         """:func:`sharingan_store.metrics.rollout` (needs every layer from the first up)."""
         return metrics.rollout(self._attention, targets)
+
+
+def _contiguous(positions: np.ndarray) -> slice | list[int]:
+    """Increasing consecutive positions become a slice, so dask slices chunks instead of gathering."""
+    pos = [int(p) for p in np.asarray(positions).ravel()]
+    if pos and pos == list(range(pos[0], pos[0] + len(pos))):
+        return slice(pos[0], pos[0] + len(pos))
+    return pos
 
 
 def _describe(values: np.ndarray) -> str:

@@ -175,3 +175,21 @@ def test_auto_run_ids_are_unique(tmp_path, llama, ids):
     a = store.extract(llama, input_ids=ids[:20], progress=False).run_id
     b = store.extract(llama, input_ids=ids[:20], progress=False).run_id
     assert a != b and sorted(store.runs()["run"]) == sorted([a, b])
+
+
+def test_every_array_of_a_run_carries_crc32c(tmp_path):
+    import zarr
+
+    model = tiny_model("llama", num_layers=1, num_heads=2, num_kv_heads=1)
+    store = ss.open_store(tmp_path / "s")
+    store.extract(model, input_ids=torch.arange(2048) % 128, run="r", progress=False, pyramid=True)
+    group = zarr.open_group(os.fspath(tmp_path / "s"), path="runs/r", mode="r")
+    arrays = [(path, arr) for path, arr in group.arrays()]
+    for sub in group.group_keys():
+        for sub2 in [group[sub]] + [g for _, g in group[sub].groups()]:
+            arrays += [(f"{sub2.path}/{p}", a) for p, a in sub2.arrays()]
+    assert len(arrays) > 20
+    for path, arr in arrays:
+        codecs = [type(c).__name__ for c in arr.metadata.codecs]
+        flat = codecs + [type(c).__name__ for c in getattr(arr.metadata.codecs[0], "codecs", ())]
+        assert "Crc32cCodec" in flat, f"{path} has no crc32c: {codecs}"

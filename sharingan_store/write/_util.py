@@ -64,17 +64,23 @@ def refresh_root_index(run_group: zarr.Group) -> None:
     consolidate(root_of(run_group))
 
 
+def checked_compressors() -> tuple[Any, ...]:
+    """Compressors of the small arrays (coordinates, token ids, progress): zstd, then a crc32c,
+    so that every chunk of a run carries a checksum, not only the attention chunks."""
+    return (zarr.codecs.ZstdCodec(level=3), zarr.codecs.Crc32cCodec())
+
+
 def create_coord(group: zarr.Group, name: str, dim: str, values: np.ndarray,
                  attrs: dict[str, Any] | None = None) -> None:
     """A 1-D array ``name`` along ``dim`` holding ``values`` (strings become vlen UTF-8)."""
     values = np.asarray(values)
     if values.dtype.kind in "UO" or values.dtype.kind == "T":
         arr = group.create_array(name, shape=values.shape, dtype=str, dimension_names=[dim],
-                                 attributes=attrs or {}, overwrite=True)
+                                 attributes=attrs or {}, overwrite=True, compressors=checked_compressors())
         arr[:] = values.astype(str)
     else:
         group.create_array(name, data=values, dimension_names=[dim], attributes=attrs or {},
-                           overwrite=True)
+                           overwrite=True, compressors=checked_compressors())
 
 
 def contiguous_runs(positions: Sequence[int]) -> list[tuple[int, int, int]]:

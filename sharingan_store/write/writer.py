@@ -52,6 +52,7 @@ from sharingan_store.write._util import (
     PROGRESS_ARRAY,
     PROGRESS_GROUP,
     WRITE_ATTR,
+    checked_compressors,
     consolidate,
     contiguous_runs,
     create_coord,
@@ -234,7 +235,8 @@ class RunWriter:
             **codec.pipeline(storage_dtype),
         )
         g.create_array(schema.TOKEN_ID, data=np.asarray(token_ids, dtype=np.int32),
-                       dimension_names=[schema.QUERY], attributes={"coordinates": coords_attr})
+                       dimension_names=[schema.QUERY], attributes={"coordinates": coords_attr},
+                       compressors=checked_compressors())
         create_coord(g, schema.LAYER, schema.LAYER, np.asarray(layers, dtype=np.int64))
         create_coord(g, schema.HEAD, schema.HEAD, np.asarray(heads, dtype=np.int64))
         create_coord(g, schema.QUERY, schema.QUERY, np.arange(n, dtype=np.int64))
@@ -246,7 +248,8 @@ class RunWriter:
         pg = g.create_group(PROGRESS_GROUP)
         pg.create_array(PROGRESS_ARRAY, shape=(len(layers), len(heads), layout.num_q_blocks),
                         dtype="uint8", chunks=(1, len(heads), layout.num_q_blocks), fill_value=0,
-                        dimension_names=[schema.LAYER, schema.HEAD, "q_block"])
+                        dimension_names=[schema.LAYER, schema.HEAD, "q_block"],
+                        compressors=checked_compressors())
         factors = None
         if pyramid:
             factors = pyramid_factors(n, max_level_size, min_level_size)
