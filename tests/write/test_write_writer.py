@@ -136,12 +136,8 @@ def test_fail_and_context_manager(root, store_path):
     assert xr.open_zarr(store_path, group="runs/bad").attrs[schema.STATUS] == schema.STATUS_FAILED
 
 
-def test_bounded_queue_blocks_submit(root):
-    n = 64
-    lay = choose_layout(n, 16, chunk=16)
-    w = RunWriter.create(root, "q", layers=[0], heads=[0], layout=lay, causal=False, attrs={},
-                         num_threads=1, queue_size=1, **token_meta(n))
-    assert w._queue.maxsize == 1
+def _stalled_producer(w, lay, n):
+    """Stall ``w``'s writer thread on a gate; submit every block from a thread; return (gate, done, thread)."""
     gate = threading.Event()
     real = w._run
 
@@ -161,6 +157,16 @@ def test_bounded_queue_blocks_submit(root):
     t = threading.Thread(target=produce)
     t.start()
     time.sleep(0.3)
+    return gate, done, t
+
+
+def test_bounded_queue_blocks_submit(root):
+    n = 64
+    lay = choose_layout(n, 16, chunk=16)
+    w = RunWriter.create(root, "q", layers=[0], heads=[0], layout=lay, causal=False, attrs={},
+                         num_threads=1, queue_size=1, **token_meta(n))
+    assert w._queue.maxsize == 1
+    gate, done, t = _stalled_producer(w, lay, n)
     # one block in the (stuck) writer thread, one in the queue, the producer blocked on the third
     assert len(done) == 2 and t.is_alive()
     gate.set()
@@ -238,25 +244,7 @@ def test_queue_is_bounded_in_bytes(root):
     block_bytes = 16 * n * 2  # one float16 block of one head
     w = RunWriter.create(root, "qb", layers=[0], heads=[0], layout=lay, causal=False, attrs={},
                          num_threads=1, queue_size=8, queue_bytes=block_bytes, **token_meta(n))
-    gate = threading.Event()
-    real = w._run
-
-    def slow(task):
-        gate.wait(5)
-        real(task)
-
-    w._run = slow
-    probs = attention(1, 1, n, causal=False)
-    done = []
-
-    def produce():
-        for q0, q1 in lay.q_blocks():
-            w.submit(0, 0, q0, q1, probs[0, :, q0:q1])
-            done.append(q0)
-
-    t = threading.Thread(target=produce)
-    t.start()
-    time.sleep(0.3)
+    gate, done, t = _stalled_producer(w, lay, n)
     assert done == [0] and t.is_alive()  # the count bound (8) would have let all four through
     gate.set()
     t.join(5)
