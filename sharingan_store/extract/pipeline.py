@@ -18,7 +18,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 

@@ -48,11 +48,10 @@ from sharingan_store.extract import (
     run_extraction,
 )
 from sharingan_store.extract.model import weights_fingerprint
-from sharingan_store.store.extraction import _tokenizer_name
-from sharingan_store.store.provenance import check_run_id, new_run_id, run_attrs
-from sharingan_store.write import CodecSpec, RunWriter, choose_layout
+from sharingan_store.store.extraction import _tokenizer_name, create_run_writer
+from sharingan_store.store.provenance import check_run_id, new_run_id
+from sharingan_store.write import CodecSpec, RunWriter
 from sharingan_store.write.codecs import validate_storage_dtype
-from sharingan_store.write.pyramid import AUTO_PYRAMID_MIN_LEN
 
 __all__ = ["BatchRouter", "extract_batch"]
 
@@ -328,19 +327,12 @@ def _extract_one_batch(catalog: Any, model: Any, inputs: list[TokenizedInput], r
             n = tok.seq_len
             edge = min(chunk, n)
             plan = plan_blocks(info.num_heads, n, chunk=edge, max_block_bytes=budget)
-            layout = choose_layout(n, plan.q_block, chunk=edge, shard=shard)
-            meta = {**meta, "batch": {"size": batch_size, "padding_side": side}}
-            attrs = run_attrs(
-                info=info, weights_fingerprint=fingerprint, tokenizer_name=tokenizer_name,
-                text_sha256=tok.text_sha256, seq_len=n, layers=layer_sel, heads=head_sel, storage_dtype=dtype,
-                codec=codec.to_dict(), layout=layout.to_dict(), metadata=meta,
-            )
-            writers.append(RunWriter.create(
-                catalog.root, run_id, layers=layer_sel, heads=head_sel, token_ids=tok.input_ids.numpy(),
-                query_tokens=tok.tokens, char_start=tok.char_start, char_end=tok.char_end,
-                sentence_id=tok.sentence_id, paragraph_id=tok.paragraph_id, layout=layout, causal=causal,
-                attrs=attrs, storage_dtype=dtype, codec=codec, overwrite=overwrite, num_threads=writer_threads,
-                pyramid=n >= AUTO_PYRAMID_MIN_LEN if pyramid is None else pyramid,
+            writers.append(create_run_writer(
+                catalog, run_id, tok, info=info, weights_fingerprint=fingerprint, tokenizer_name=tokenizer_name,
+                layers=layer_sel, heads=head_sel, dtype=dtype, codec=codec, q_block=plan.q_block, chunk=edge,
+                shard=shard, pyramid=pyramid, causal=causal,
+                metadata={**meta, "batch": {"size": batch_size, "padding_side": side}},
+                overwrite=overwrite, num_threads=writer_threads,
             ))
         router = BatchRouter(writers, offsets, lengths)
         run_extraction(

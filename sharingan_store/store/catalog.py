@@ -28,7 +28,6 @@ from sharingan_store import schema
 from sharingan_store.errors import (
     FormatError,
     ReadOnlyError,
-    RunExistsError,
     RunIncompleteError,
     RunNotFoundError,
 )

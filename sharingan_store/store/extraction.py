@@ -14,6 +14,7 @@ from sharingan_store import schema
 from sharingan_store.errors import FormatError, RunExistsError
 from sharingan_store.extract import (
     DEFAULT_MAX_BLOCK_BYTES,
+    TokenizedInput,
     check_input_ids,
     model_info,
     plan_blocks,
@@ -28,7 +29,7 @@ from sharingan_store.write import CodecSpec, RunWriter, choose_layout
 from sharingan_store.write.codecs import validate_storage_dtype
 from sharingan_store.write.pyramid import AUTO_PYRAMID_MIN_LEN
 
-__all__ = ["extract_run"]
+__all__ = ["create_run_writer", "extract_run"]
 
 
 def _tokenizer_name(tokenizer: Any) -> str | None:
@@ -85,8 +86,6 @@ def extract_run(
     edge = min(chunk, n)
     plan = plan_blocks(info.num_heads, n, chunk=edge, max_block_bytes=budget)
     codec = CodecSpec(keepbits=keepbits)
-    if pyramid is None:
-        pyramid = n >= AUTO_PYRAMID_MIN_LEN
     causal = info.kind != "bidirectional"
     exists = run_id in catalog.run_ids()
 
@@ -123,17 +122,11 @@ def extract_run(
                 f"run {run_id!r} already exists in {catalog.url}; pass overwrite=True to replace it, "
                 "resume=True to finish an interrupted one, or choose another run id"
             )
-        layout = choose_layout(n, plan.q_block, chunk=edge, shard=shard)
-        attrs = run_attrs(
-            info=info, weights_fingerprint=fingerprint, tokenizer_name=_tokenizer_name(tokenizer),
-            text_sha256=tok.text_sha256, seq_len=n, layers=layer_sel, heads=head_sel, storage_dtype=dtype,
-            codec=codec.to_dict(), layout=layout.to_dict(), metadata=metadata,
-        )
-        writer = RunWriter.create(
-            catalog.root, run_id, layers=layer_sel, heads=head_sel, token_ids=tok.input_ids.numpy(),
-            query_tokens=tok.tokens, char_start=tok.char_start, char_end=tok.char_end,
-            sentence_id=tok.sentence_id, paragraph_id=tok.paragraph_id, layout=layout, causal=causal,
-            attrs=attrs, storage_dtype=dtype, codec=codec, pyramid=pyramid, overwrite=overwrite,
+        writer = create_run_writer(
+            catalog, run_id, tok, info=info, weights_fingerprint=fingerprint,
+            tokenizer_name=_tokenizer_name(tokenizer), layers=layer_sel, heads=head_sel, dtype=dtype, codec=codec,
+            q_block=plan.q_block, chunk=edge, shard=shard, pyramid=pyramid, causal=causal, metadata=metadata,
+            overwrite=overwrite,
         )
         skip = None
 
@@ -148,6 +141,47 @@ def extract_run(
         writer.fail(exc)
         raise
     return run_id
+
+
+def create_run_writer(
+    catalog: Any,
+    run_id: str,
+    tok: TokenizedInput,
+    *,
+    info: Any,
+    weights_fingerprint: str,
+    tokenizer_name: str | None,
+    layers: list[int],
+    heads: list[int],
+    dtype: str,
+    codec: CodecSpec,
+    q_block: int,
+    chunk: int,
+    shard: bool | None,
+    pyramid: bool | None,
+    causal: bool,
+    metadata: dict[str, Any] | None,
+    overwrite: bool,
+    num_threads: int = 2,
+) -> RunWriter:
+    """Lay out a new run for ``tok`` (chunks aligned with ``q_block``), record its provenance, start its writer.
+
+    ``pyramid=None`` writes the pyramid for runs of at least ``AUTO_PYRAMID_MIN_LEN`` tokens.
+    """
+    n = tok.seq_len
+    layout = choose_layout(n, q_block, chunk=chunk, shard=shard)
+    attrs = run_attrs(
+        info=info, weights_fingerprint=weights_fingerprint, tokenizer_name=tokenizer_name,
+        text_sha256=tok.text_sha256, seq_len=n, layers=layers, heads=heads, storage_dtype=dtype,
+        codec=codec.to_dict(), layout=layout.to_dict(), metadata=metadata,
+    )
+    return RunWriter.create(
+        catalog.root, run_id, layers=layers, heads=heads, token_ids=tok.input_ids.numpy(),
+        query_tokens=tok.tokens, char_start=tok.char_start, char_end=tok.char_end,
+        sentence_id=tok.sentence_id, paragraph_id=tok.paragraph_id, layout=layout, causal=causal,
+        attrs=attrs, storage_dtype=dtype, codec=codec, overwrite=overwrite, num_threads=num_threads,
+        pyramid=n >= AUTO_PYRAMID_MIN_LEN if pyramid is None else pyramid,
+    )
 
 
 class _interrupts_as_keyboard_interrupt:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sharingan_store  # noqa: F401  (registers da.attn)
-from sharingan_store import metrics, schema
+from sharingan_store import metrics
 from sharingan_store.testing import synthetic_attention
 
 N = 37  # not a multiple of the 16-token chunks

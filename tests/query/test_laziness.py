@@ -7,10 +7,8 @@ import itertools
 import dask.array as dsa
 import numpy as np
 import pytest
-import xarray as xr
 
 import sharingan_store  # noqa: F401  (registers da.attn)
-from sharingan_store import schema
 from sharingan_store.query.views import global_view, local, segments
 from sharingan_store.testing import synthetic_attention
 

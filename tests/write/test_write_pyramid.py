@@ -5,7 +5,6 @@ import math
 import dask.array as dsa
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 import zarr
 
