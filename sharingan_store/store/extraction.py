@@ -5,9 +5,10 @@ Used by :meth:`sharingan_store.store.catalog.Catalog.extract`; see its docstring
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 
 from sharingan_store import schema
@@ -131,7 +132,7 @@ def extract_run(
         skip = None
 
     try:
-        with _interrupts_as_keyboard_interrupt():
+        with _sigterm_as_keyboard_interrupt():
             run_extraction(
                 model, tok.input_ids, writer.submit, layers=layer_sel, heads=head_sel, chunk=edge,
                 max_block_bytes=budget, device=device, progress=progress, skip=skip, info=info,
@@ -184,19 +185,20 @@ def create_run_writer(
     )
 
 
-class _interrupts_as_keyboard_interrupt:
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt during extraction (main thread only), so the run is marked failed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    def __enter__(self) -> None:
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            def handler(signum: int, frame: Any) -> None:
-                raise KeyboardInterrupt(f"signal {signum}")
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
 
-            self._previous = signal.signal(signal.SIGTERM, handler)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 

@@ -23,9 +23,14 @@ LAYERS = 6
 KW = dict(chunk=16, max_block_bytes=4096, progress=False)
 
 WRITER = textwrap.dedent(f"""
-    import sys, torch
+    import sys, time, torch
     from sharingan_store.store import Catalog
     from sharingan_store.testing import tiny_model
+    from sharingan_store.write import RunWriter
+    # a slow disk: every block still goes through the real writer, 50 ms apart, so the test
+    # can observe (and kill) the run in the middle however fast extraction is
+    _run = RunWriter._run
+    RunWriter._run = lambda self, task: (time.sleep(0.05), _run(self, task))[1]
     model = tiny_model("llama", num_layers={LAYERS})
     Catalog(sys.argv[1]).extract(model, input_ids=torch.arange({N}) % 128, run="victim", chunk=16,
                                  max_block_bytes=4096, progress=False)
