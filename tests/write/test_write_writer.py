@@ -156,8 +156,16 @@ def _stalled_producer(w, lay, n):
 
     t = threading.Thread(target=produce)
     t.start()
-    time.sleep(0.3)
     return gate, done, t
+
+
+def _settled(done: list, expected: int, timeout: float = 10.0) -> int:
+    """Wait (on a loaded machine too) until ``expected`` blocks went through, then a little more."""
+    deadline = time.monotonic() + timeout
+    while len(done) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # a producer that is not blocked would get further in this time
+    return len(done)
 
 
 def test_bounded_queue_blocks_submit(root):
@@ -168,7 +176,7 @@ def test_bounded_queue_blocks_submit(root):
     assert w._queue.maxsize == 1
     gate, done, t = _stalled_producer(w, lay, n)
     # one block in the (stuck) writer thread, one in the queue, the producer blocked on the third
-    assert len(done) == 2 and t.is_alive()
+    assert _settled(done, 2) == 2 and t.is_alive()
     gate.set()
     t.join(5)
     w.close()
@@ -245,7 +253,7 @@ def test_queue_is_bounded_in_bytes(root):
     w = RunWriter.create(root, "qb", layers=[0], heads=[0], layout=lay, causal=False, attrs={},
                          num_threads=1, queue_size=8, queue_bytes=block_bytes, **token_meta(n))
     gate, done, t = _stalled_producer(w, lay, n)
-    assert done == [0] and t.is_alive()  # the count bound (8) would have let all four through
+    assert _settled(done, 1) == 1 and t.is_alive()  # the count bound (8) would have let all four through
     gate.set()
     t.join(5)
     w.close()
