@@ -245,6 +245,16 @@ def rm_cmd(store: str, run: str, yes: bool) -> None:
 
 @main.command()
 @click.argument("store")
+@click.argument("run")
+@_friendly
+def pyramid(store: str, run: str) -> None:
+    """Build (or rebuild) a run's multiscale pyramid, for runs extracted without one."""
+    factors = _open(store, mode="r+").build_pyramid(run)
+    click.echo(f"{run}: pyramid levels {', '.join(f'x{f}' for f in factors) or '(none: the run is too short)'}")
+
+
+@main.command()
+@click.argument("store")
 @click.argument("a")
 @click.argument("b")
 @click.option("--metric", type=click.Choice(["js", "cosine"]), default="js", show_default=True)

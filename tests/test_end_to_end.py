@@ -193,3 +193,17 @@ def test_every_array_of_a_run_carries_crc32c(tmp_path):
         codecs = [type(c).__name__ for c in arr.metadata.codecs]
         flat = codecs + [type(c).__name__ for c in getattr(arr.metadata.codecs[0], "codecs", ())]
         assert "Crc32cCodec" in flat, f"{path} has no crc32c: {codecs}"
+
+
+def test_pyramid_built_afterwards_serves_global_view(tmp_path):
+    model = tiny_model("llama", num_layers=1, num_heads=2, num_kv_heads=1, initializer_range=0.2)
+    store = ss.open_store(tmp_path / "s")
+    run = store.extract(model, input_ids=torch.arange(600) % 128, run="late", pyramid=False, progress=False)
+    assert run.pyramid == {}
+    assert store.build_pyramid("late") == [2, 4, 8, 16, 32]
+    run = store.open("late")
+    assert sorted(run.pyramid) == [2, 4, 8, 16, 32]
+    np.testing.assert_allclose(run.global_view(64, "mean").values,
+                               run.global_view(64, "mean", use_pyramid=False).values, rtol=1e-5, atol=1e-8)
+    with pytest.raises(ss.ReadOnlyError):
+        ss.open_store(tmp_path / "s", mode="r").build_pyramid("late")

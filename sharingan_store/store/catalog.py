@@ -264,6 +264,19 @@ class Catalog:
         delete_prefix(self._zstore, path + "/")
 
     # ---------------------------------------------------------------- integrity, copy
+    def build_pyramid(self, run: str, **kwargs: Any) -> list[int]:
+        """Build (or rebuild) the multiscale pyramid of a stored run, chunk by chunk; returns its factors.
+
+        For runs extracted with ``pyramid=False`` (or by an older version). Keyword arguments
+        go to :func:`sharingan_store.write.pyramid.build_pyramid` (``max_level_size``,
+        ``min_level_size``, ``factors``, ``device``).
+        """
+        from sharingan_store.write.pyramid import build_pyramid
+
+        self._require_writable(f"build the pyramid of run {run!r}")
+        self.check_complete(run)
+        return build_pyramid(self.run_group(run), **kwargs)
+
     def verify(self, run: str | Sequence[str] | None = None, *, scheduler: Any = "threads",
                allow_incomplete: bool = False) -> VerifyReport:
         """Read every chunk of every array of ``run`` (``None``: every run) and check it.

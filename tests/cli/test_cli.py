@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import sharingan_store as ss
 from sharingan_store.cli import main
+from tests.store.helpers import make_store
 from tests.store.helpers import clone, flip_byte
 
 
@@ -123,3 +124,12 @@ def test_console_script_subprocess(cli_store, tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip() == f"error: no run 'nope' in {cli_store}; available runs: a, b"
     assert "Traceback" not in bad.stderr
+
+
+def test_pyramid_command(tmp_path):
+    make_store(tmp_path / "p", runs={"r": {"seed": 0}})
+    out = run("pyramid", tmp_path / "p", "r")
+    assert out.exit_code == 0 and "pyramid levels x2" in out.output
+    assert ss.open_store(tmp_path / "p", mode="r").open("r").pyramid
+    out = run("pyramid", tmp_path / "p", "nope")
+    assert out.exit_code == 1 and "no run 'nope'" in out.output
