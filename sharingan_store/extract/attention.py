@@ -64,6 +64,11 @@ def active_sink(sink: BlockSink) -> Iterator[BlockSink]:
         _ACTIVE.reset(token)
 
 
+def _upper(rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """``[rows, cols]`` bool: True strictly above the diagonal (keys after the query)."""
+    return torch.ones(rows, cols, dtype=torch.bool, device=device).triu_(1)
+
+
 def _mask_block(mask: torch.Tensor, h0: int, h1: int, q0: int, q1: int, k_len: int) -> torch.Tensor:
     m = mask[..., q0:q1, :k_len]
     if m.shape[1] > 1:
@@ -136,6 +141,12 @@ def sharingan_attention(
                 else:
                     scores += m.float()
                     scores.clamp_(min=fill)
+            elif is_causal and sliding_window is None:
+                # keys before the block's first query are visible to every row: mask only the
+                # square of keys [q0, q1) (shifted by q_offset) above its diagonal
+                d0 = q0 + q_offset
+                square = scores[..., d0:k_hi]
+                square.masked_fill_(_upper(q1 - q0, k_hi - d0, query.device), fill)
             elif is_causal or sliding_window is not None:
                 q_pos = torch.arange(q0, q1, device=query.device)[:, None] + q_offset
                 kp = k_pos[None, :k_hi]
