@@ -124,7 +124,11 @@ def test_ctrl_c_in_the_cli_marks_the_run_failed(tmp_path):
 
     path = str(tmp_path / "store")
     text = " ".join(f"word{i % 50}" for i in range(120))
-    cmd = [sys.executable, "-m", "sharingan_store.cli", "extract", "--model", str(get_model_path()), "--text", text,
+    # the real CLI, with the same slow disk as WRITER (50 ms a block), so SIGINT always lands mid-run
+    slow_cli = ("import sys, time; from sharingan_store.write import RunWriter; _run = RunWriter._run; "
+                "RunWriter._run = lambda self, task: (time.sleep(0.05), _run(self, task))[1]; "
+                "from sharingan_store.cli import main; main(sys.argv[1:], prog_name='sharingan-store')")
+    cmd = [sys.executable, "-c", slow_cli, "extract", "--model", str(get_model_path()), "--text", text,
            "--store", path, "--run", "victim", "--chunk", "16", "--max-block-mb", "0.002", "--no-progress"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
