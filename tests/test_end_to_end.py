@@ -207,3 +207,29 @@ def test_pyramid_built_afterwards_serves_global_view(tmp_path):
                                run.global_view(64, "mean", use_pyramid=False).values, rtol=1e-5, atol=1e-8)
     with pytest.raises(ss.ReadOnlyError):
         ss.open_store(tmp_path / "s", mode="r").build_pyramid("late")
+
+
+def test_resume_reuses_the_interrupted_block_size(tmp_path, llama, ids, monkeypatch):
+    from sharingan_store.write import RunWriter
+
+    store = ss.open_store(tmp_path / "s")
+    budget = 4 * 32 * 150  # blocks of 32 rows, far below today's default
+    real_submit, calls = RunWriter.submit, []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt("simulated Ctrl-C")
+        return real_submit(self, *args)
+
+    monkeypatch.setattr(RunWriter, "submit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.extract(llama, input_ids=ids, run="r", chunk=32, max_block_bytes=budget, progress=False)
+    monkeypatch.setattr(RunWriter, "submit", real_submit)
+    assert store.run_group("r").attrs["status"] == "failed"
+    with pytest.raises(ss.FormatError, match="query blocks of 32 rows"):
+        store.extract(llama, input_ids=ids, run="r", chunk=32, max_block_bytes=2**30, resume=True, progress=False)
+    run = store.extract(llama, input_ids=ids, run="r", chunk=32, resume=True, progress=False)
+    ref = ss.open_store(tmp_path / "ref").extract(llama, input_ids=ids, run="r", chunk=32, max_block_bytes=budget,
+                                                   progress=False)
+    np.testing.assert_array_equal(run.attention.values, ref.attention.values)

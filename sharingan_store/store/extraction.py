@@ -110,11 +110,14 @@ def extract_run(
                 "(same model, input, layers, heads and dtype are required)"
             )
         writer = RunWriter.resume(catalog.root, run_id)
+        if max_block_bytes is None:  # reuse the interrupted run's query blocks, whatever today's default is
+            budget = writer.layout.block_rows * n * 4
+            plan = plan_blocks(info.num_heads, n, chunk=edge, max_block_bytes=budget)
         if writer.layout.block_rows != plan.q_block:
             writer.fail(None)
             raise FormatError(
-                f"run {run_id!r} was written with query blocks of {writer.layout.block_rows} rows; pass the same "
-                "max_block_bytes/chunk as the interrupted extraction to resume it"
+                f"run {run_id!r} was written with query blocks of {writer.layout.block_rows} rows; omit "
+                "max_block_bytes (or pass the interrupted extraction's) and use the same chunk to resume it"
             )
         skip = lambda lpos, q0: writer.is_written(lpos, slice(None), q0)  # noqa: E731
     else:
