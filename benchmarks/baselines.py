@@ -141,7 +141,7 @@ def tl_probe(python: str | None) -> str | None:
     if not python:
         return "no TransformerLens interpreter given (--tl-python)"
     if not os.path.exists(python):
-        return f"TransformerLens venv not found at {python} (see benchmarks/README.md to create it)"
+        return f"TransformerLens venv not found at {python} (create it with benchmarks/tl_venv.sh)"
     code = ("import importlib.metadata as m; from transformer_lens import HookedTransformer, "
             "HookedTransformerConfig; print(m.version('transformer-lens'), m.version('torch'))")
     try:

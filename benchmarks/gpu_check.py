@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sharingan_store.testing import eager_attentions
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -47,17 +49,6 @@ sys.path.insert(0, str(HERE))
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-
-
-def eager_attentions(model, ids: torch.Tensor) -> np.ndarray:
-    original = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            out = model.base_model(input_ids=ids[None], output_attentions=True)
-        return torch.stack(out.attentions, dim=1)[0].float().cpu().numpy()
-    finally:
-        model.set_attn_implementation(original)
 
 
 def check_exactness(dev: torch.device, n: int, work: Path) -> list[dict]:

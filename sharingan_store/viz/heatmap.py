@@ -96,7 +96,7 @@ def heatmap(
     da2 = to_2d(view)
     values = np.asarray(da2.values, dtype=np.float32)
     if ax is None:
-        ax = Figure(figsize=(6, 5)).add_subplot()
+        ax = Figure(figsize=(6, 5), layout="constrained").add_subplot()  # room for token labels
     finite = values[np.isfinite(values)]
     if log:
         positive = finite[finite > 0]

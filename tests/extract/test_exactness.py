@@ -35,7 +35,7 @@ def family_case(request, tiny_models):
     family = request.param
     model = tiny_models(family)
     ids = random_ids(N)
-    ref = eager_attentions(model, ids)[0]
+    ref = eager_attentions(model, ids)
     got = extract_dense(model, ids, chunk=CHUNK, max_block_bytes=SMALL_BUDGET)
     return family, model, ids, ref, got
 
@@ -162,7 +162,7 @@ def test_minilm_one_sentence(minilm):
     model, tok = minilm
     enc = tok("The quick brown fox jumps over the lazy dog.", return_tensors="pt")
     ids = enc["input_ids"][0]
-    ref = eager_attentions(model, ids)[0]
+    ref = eager_attentions(model, ids)
     got = extract_dense(model, ids, chunk=4, max_block_bytes=1)
     assert got.shape == (6, 12, ids.shape[0], ids.shape[0])
     np.testing.assert_allclose(got, ref, rtol=0, atol=ATOL)

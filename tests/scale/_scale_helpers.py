@@ -8,23 +8,11 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
-import torch
+from sharingan_store.testing import eager_attentions  # noqa: F401  (re-exported for the tests)
+
 
 #: Inputs extracted into the shared S3 store of the ``s3_store`` fixture (run id -> token ids).
 S3_INPUTS = {"s3-a": list(range(1, 41)), "s3-b": [(7 * i) % 127 + 1 for i in range(53)]}
-
-
-def eager_attentions(model, input_ids: torch.Tensor) -> np.ndarray:
-    """``(layer, head, query, key)`` from eager ``output_attentions=True`` on one unpadded sequence."""
-    original = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        with torch.no_grad():
-            out = model.base_model(input_ids=input_ids[None], output_attentions=True)
-        return torch.stack(out.attentions, dim=1)[0].float().numpy()
-    finally:
-        model.set_attn_implementation(original)
 
 
 def run_probe(code: str, timeout: float = 600) -> dict:
