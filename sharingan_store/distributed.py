@@ -43,7 +43,7 @@ from sharingan_store.run import AttentionRun
 __all__ = ["RUN_DIM", "map_runs"]
 
 #: Name of the dimension that indexes the runs in :func:`map_runs` results.
-RUN_DIM = "run"
+RUN_DIM = schema.RUN
 
 
 def _as_store(store_or_url: Store | str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Store:

@@ -85,3 +85,5 @@ PROGRESS_ARRAY: Final = "written"
 MULTISCALES_ATTR: Final = "multiscales"
 #: Pyramid reductions, in the order they are stored (level groups are named ``f{factor}``).
 PYRAMID_METHODS: Final = ("mean", "max")
+#: Dimension indexing the runs in results over many runs (``map_runs``).
+RUN: Final = "run"
