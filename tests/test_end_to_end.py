@@ -229,7 +229,12 @@ def test_resume_reuses_the_interrupted_block_size(tmp_path, llama, ids, monkeypa
     assert store.run_group("r").attrs["status"] == "failed"
     with pytest.raises(ss.FormatError, match="query blocks of 32 rows"):
         store.extract(llama, input_ids=ids, run="r", chunk=32, max_block_bytes=2**30, resume=True, progress=False)
+    # a chunk write killed mid-way leaves zarr's temporary file: resume removes it
+    stale = tmp_path / "s" / "runs" / "r" / "attention" / "c" / "0" / "0" / "0" / "0.deadbeef.partial"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"")
     run = store.extract(llama, input_ids=ids, run="r", chunk=32, resume=True, progress=False)
+    assert not stale.exists()
     ref = ss.open_store(tmp_path / "ref").extract(llama, input_ids=ids, run="r", chunk=32, max_block_bytes=budget,
                                                    progress=False)
     np.testing.assert_array_equal(run.attention.values, ref.attention.values)

@@ -26,6 +26,7 @@ from sharingan_store.extract import (
 )
 from sharingan_store.extract.model import weights_fingerprint
 from sharingan_store.store.provenance import check_run_id, new_run_id, run_attrs
+from sharingan_store.store.transfer import remove_partial_writes
 from sharingan_store.write import CodecSpec, RunWriter, choose_layout
 from sharingan_store.write.codecs import validate_storage_dtype
 from sharingan_store.write.pyramid import AUTO_PYRAMID_MIN_LEN
@@ -109,6 +110,7 @@ def extract_run(
                 f"cannot resume run {run_id!r}: {', '.join(mismatches)} differ from the interrupted extraction "
                 "(same model, input, layers, heads and dtype are required)"
             )
+        remove_partial_writes(catalog.root.store, schema.run_path(run_id) + "/")
         writer = RunWriter.resume(catalog.root, run_id)
         if max_block_bytes is None:  # reuse the interrupted run's query blocks, whatever today's default is
             budget = writer.layout.block_rows * n * 4

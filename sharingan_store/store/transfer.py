@@ -74,6 +74,19 @@ def delete_prefix(zstore: Any, prefix: str) -> None:
     _sync(zstore.delete_dir(prefix.rstrip("/")))
 
 
+def remove_partial_writes(zstore: Any, prefix: str) -> int:
+    """Delete leftovers of interrupted atomic writes (``*.partial`` temporary files) under ``prefix``.
+
+    A process killed while zarr writes a chunk can leave its temporary file behind; the
+    chunk itself is missing and is written again by a resumed extraction. Returns how many
+    were removed.
+    """
+    stale = [key for key in list_keys(zstore, prefix) if key.endswith(".partial")]
+    for key in stale:
+        _sync(zstore.delete(key))
+    return len(stale)
+
+
 def refresh_index(zstore: Any) -> None:
     """Re-consolidate the store root's metadata (the index ``xr.open_zarr`` reads), when it has one."""
     from sharingan_store.write._util import consolidate

@@ -125,7 +125,10 @@ def test_ctrl_c_in_the_cli_marks_the_run_failed(tmp_path):
     path = str(tmp_path / "store")
     text = " ".join(f"word{i % 50}" for i in range(120))
     # the real CLI, with the same slow disk as WRITER (50 ms a block), so SIGINT always lands mid-run
-    slow_cli = ("import sys, time; from sharingan_store.write import RunWriter; _run = RunWriter._run; "
+    # SIGINT gets Python's default handler even when the test runs where it is ignored (a
+    # background CI job): the child behaves like a CLI started from a terminal
+    slow_cli = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from sharingan_store.write import RunWriter; _run = RunWriter._run; "
                 "RunWriter._run = lambda self, task: (time.sleep(0.05), _run(self, task))[1]; "
                 "from sharingan_store.cli import main; main(sys.argv[1:], prog_name='sharingan-store')")
     cmd = [sys.executable, "-c", slow_cli, "extract", "--model", str(get_model_path()), "--text", text,
