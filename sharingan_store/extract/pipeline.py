@@ -62,8 +62,18 @@ def resolve_indices(requested: Sequence[int] | int | None, total: int, what: str
     return sorted(set(out))
 
 
-def check_input_ids(model: Any, ids: torch.Tensor) -> None:
-    """Token ids must index the model's embedding table: a clear error instead of an IndexError deep inside."""
+def check_input_ids(model: Any, ids: torch.Tensor, info: ModelInfo | None = None) -> None:
+    """Token ids must fit the model: a clear error instead of an IndexError deep inside.
+
+    The ids must index the embedding table and, when ``info`` is given, the sequence (the
+    last axis) must not be longer than ``info.max_positions``.
+    """
+    seq_len = int(ids.shape[-1])
+    if info is not None and info.max_positions is not None and seq_len > info.max_positions:
+        raise ValueError(
+            f"the input has {seq_len} tokens but {info.model_class} accepts at most {info.max_positions} "
+            "(config.max_position_embeddings): shorten the text"
+        )
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     vocab = getattr(embeddings, "num_embeddings", None)
     if vocab is not None and ids.numel() and (int(ids.max()) >= vocab or int(ids.min()) < 0):
@@ -225,21 +235,15 @@ def run_extraction(
     layer_sel = resolve_indices(layers, info.num_layers, "layer")
     head_sel = resolve_indices(heads, info.num_heads, "head")
     ids = input_ids if input_ids.ndim == 2 else input_ids[None]
-    seq_len = int(ids.shape[1])
-    if info.max_positions is not None and seq_len > info.max_positions:
-        raise ValueError(
-            f"the input has {seq_len} tokens but {info.model_class} accepts at most {info.max_positions} "
-            "(config.max_position_embeddings)"
-        )
-    check_input_ids(model, ids)
+    check_input_ids(model, ids, info)
     dev = resolve_device(device, model)
     original_device = resolve_device(None, model)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(layer_sel) * info.num_heads * seq_len, unit="row", desc="extracting attention",
-                   leave=False)
+        bar = tqdm(total=len(layer_sel) * info.num_heads * int(ids.shape[1]), unit="row",
+                   desc="extracting attention", leave=False)
     session = ExtractionSession(
         info=info, layers=layer_sel, heads=head_sel, chunk=chunk, max_block_bytes=max_block_bytes,
         on_block=on_block, batch=int(ids.shape[0]), progress=bar, skip=skip,

@@ -247,10 +247,7 @@ def extract_batch(
     if count == 0:
         return []
     for tok in inputs:
-        if info.max_positions is not None and tok.seq_len > info.max_positions:
-            raise ValueError(f"an input has {tok.seq_len} tokens but {info.model_class} accepts at most "
-                             f"{info.max_positions} (config.max_position_embeddings)")
-        check_input_ids(model, tok.input_ids)
+        check_input_ids(model, tok.input_ids, info)
     layer_sel = resolve_indices(layers, info.num_layers, "layer")
     head_sel = resolve_indices(heads, info.num_heads, "head")
     resolve_device(device, model)  # fail fast, before anything is written

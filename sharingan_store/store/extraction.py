@@ -72,12 +72,7 @@ def extract_run(
     info = model_info(model)
     tok = prepare_input(text, tokenizer=tokenizer, input_ids=input_ids)
     n = tok.seq_len
-    if info.max_positions is not None and n > info.max_positions:
-        raise ValueError(
-            f"the input has {n} tokens but {info.model_class} accepts at most {info.max_positions} "
-            "(config.max_position_embeddings): shorten the text"
-        )
-    check_input_ids(model, tok.input_ids)
+    check_input_ids(model, tok.input_ids, info)
     layer_sel = resolve_indices(layers, info.num_layers, "layer")
     head_sel = resolve_indices(heads, info.num_heads, "head")
     resolve_device(device, model)  # fail fast, before anything is written
